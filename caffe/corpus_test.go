@@ -182,3 +182,52 @@ func diffNets(t *testing.T, got, want *caffepb.NetParameter) {
 		t.Errorf("net-level fields differ:\n--- got\n%v\n--- want\n%v", g, w)
 	}
 }
+
+// historyPairs maps each old-format net in prototxt/bvlc_history to the
+// current-format file of the same net in prototxt/bvlc.
+func historyPairs(t *testing.T) map[string]string {
+	pairs := map[string]string{}
+	for _, path := range corpus.Glob(t, "prototxt/bvlc_history/*.prototxt") {
+		base := filepath.Base(path)
+		var name string
+		switch {
+		case strings.HasPrefix(base, "v1_"):
+			name = strings.TrimPrefix(base, "v1_")
+		case strings.HasPrefix(base, "v2_input_dim_"):
+			name = strings.TrimPrefix(base, "v2_input_dim_")
+		case strings.HasPrefix(base, "v2_input_shape_"):
+			name = strings.TrimPrefix(base, "v2_input_shape_")
+		default:
+			continue
+		}
+		if name == "bvlc_caffenet_full_conv.prototxt" {
+			name = "net_surgery_" + name // the net surgery example's file
+		}
+		current := corpus.Path(t, "prototxt", "bvlc", name)
+		if _, err := os.Stat(current); err == nil {
+			pairs[path] = current
+		}
+	}
+	return pairs
+}
+
+func TestHistoryUpgradesToCurrent(t *testing.T) {
+	pairs := historyPairs(t)
+	if len(pairs) != 10 {
+		t.Errorf("found %d pairs of old and current nets, want 10", len(pairs))
+	}
+	for old, current := range pairs {
+		t.Run(filepath.Base(old), func(t *testing.T) {
+			got := readCorpusNet(t, old, ReadOptions{})
+			want := readCorpusNet(t, current, ReadOptions{})
+			// Caffe's upgrade names the Input layer "input"; the current
+			// files, written by hand, name it after its top blob.
+			if l := got.Param.GetLayer(); len(l) > 0 && l[0].GetType() == "Input" && l[0].GetName() == "input" {
+				l[0].Name = proto.String(l[0].GetTop()[0])
+			}
+			if !proto.Equal(got.Param, want.Param) {
+				diffNets(t, got.Param, want.Param)
+			}
+		})
+	}
+}

@@ -70,7 +70,9 @@ func upgradeNet(p *caffepb.NetParameter, order []protowire.Number, file string) 
 		if err != nil {
 			return gen, nil, err
 		}
-		note("%s", what)
+		if what != "" {
+			note("%s", what)
+		}
 	}
 	if n := upgradeBatchNorm(p); n > 0 {
 		note("lr_mult and decay_mult of the 3 param entries of %d BatchNorm layers set to 0 (BatchNorm statistics are not learned)", n)
@@ -660,12 +662,41 @@ func upgradeV1Layer(v1 *caffepb.V1LayerParameter) (*caffepb.LayerParameter, []lo
 		lost = append(lost, lostField{v1.GetName(), "a nested V0 layer inside an upgraded V1 layer was dropped, as Caffe does"})
 	}
 	raw := src.GetUnknown()
-	if kept := keptFields(raw); len(kept) != len(raw) {
+	kept := keptFields(raw)
+	if len(kept) != len(raw) {
 		lost = append(lost, lostField{v1.GetName(), "binary fields unknown to the V1 schema have no defined meaning in the current format and were dropped"})
-		raw = kept
 	}
-	dst.SetUnknown(raw)
+	lost = append(lost, redecodeKept(l, kept)...)
 	return l, lost
+}
+
+// redecodeKept reads the fields that the text reader kept for a V1 layer
+// into the current layer l: a name the V1 schema lacked may be a field of
+// the current one. An unknown V1 type (a fork's enum value) becomes the
+// type string of the same spelling.
+func redecodeKept(l *caffepb.LayerParameter, kept []byte) []lostField {
+	var lost []lostField
+	for len(kept) > 0 {
+		_, _, n := protowire.ConsumeField(kept)
+		_, _, tagLen := protowire.ConsumeTag(kept)
+		text, _ := protowire.ConsumeString(kept[tagLen:n])
+		kept = kept[n:]
+		tree, err := parseText(text, "")
+		if err != nil || len(tree.fields) != 1 {
+			continue
+		}
+		f := tree.fields[0]
+		if f.name == "type" && len(f.values) == 1 && f.values[0].kind == textIdent {
+			l.Type = proto.String(f.values[0].raw)
+			lost = append(lost, lostField{l.GetName(), fmt.Sprintf("V1 layer type %s is not in the schema; kept as type %q", f.values[0].raw, f.values[0].raw)})
+			continue
+		}
+		d := &textDecoder{}
+		if err := d.decodeMessage(l.ProtoReflect(), tree, l.GetName()); err != nil {
+			lost = append(lost, lostField{l.GetName(), fmt.Sprintf("V1 field %q cannot be expressed in the current format and was dropped: %v", f.name, err)})
+		}
+	}
+	return lost
 }
 
 // keptFields returns the fields of raw that the text reader kept
@@ -687,14 +718,15 @@ func keptFields(raw []byte) []byte {
 
 // upgradeNetInput turns the net-level input, input_dim and input_shape
 // fields into one Input layer named "input" placed first, as Caffe does.
-// A net with input names but no sizes (old caffemodels) only loses the
-// names.
+// Input names without sizes are left as they are.
 func upgradeNetInput(p *caffepb.NetParameter, file string) (string, error) {
 	inputs, dims, shapes := p.GetInput(), p.GetInputDim(), p.GetInputShape()
-	p.Input, p.InputDim, p.InputShape = nil, nil, nil
 	if len(dims) == 0 && len(shapes) == 0 {
-		return fmt.Sprintf("net-level input names %v without sizes removed", inputs), nil
+		// Caffe drops such names, which old caffemodels carry; a net that
+		// reads them would then lose its input, so they stay.
+		return "", nil
 	}
+	p.Input, p.InputDim, p.InputShape = nil, nil, nil
 	layer := &caffepb.LayerParameter{Name: proto.String("input"), Type: proto.String("Input"), InputParam: &caffepb.InputParameter{}}
 	for i, name := range inputs {
 		layer.Top = append(layer.Top, name)

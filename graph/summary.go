@@ -34,10 +34,11 @@ func Summarize(net *caffe.Net) *Summary {
 	s := &Summary{Name: net.Param.GetName(), Source: net.Source}
 	for _, l := range net.Param.GetLayer() {
 		row := LayerSummary{
-			Name:    l.GetName(),
-			Type:    l.GetType(),
-			Bottoms: append([]string{}, l.GetBottom()...),
-			Tops:    append([]string{}, l.GetTop()...),
+			Name:       l.GetName(),
+			Type:       l.GetType(),
+			Bottoms:    append([]string{}, l.GetBottom()...),
+			Tops:       append([]string{}, l.GetTop()...),
+			BlobShapes: [][]int{},
 		}
 		first := statisticsFrom(l)
 		for i, b := range l.GetBlobs() {
