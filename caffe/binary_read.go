@@ -73,7 +73,7 @@ type decoder struct {
 	off    int64     // bytes consumed from src
 	size   int64     // bytes src holds, or -1 when unknown
 	file   string
-	kind   string // what the input should be, for error hints
+	kind   string // expected input format, named in error hints
 
 	structureOnly bool
 	scratch       []byte // conversion buffer of at most maxChunk bytes
@@ -88,8 +88,14 @@ type decoder struct {
 }
 
 func newDecoder(r io.Reader, size int64, file, kind string) *decoder {
+	bufferSize := readBufferSize
+	if size >= 0 && size < readBufferSize {
+		// Small inputs get a small buffer; bufio uses at least 16 bytes,
+		// more than the longest Peek here (a 10-byte varint).
+		bufferSize = int(size)
+	}
 	d := &decoder{
-		br:   bufio.NewReaderSize(r, readBufferSize),
+		br:   bufio.NewReaderSize(r, bufferSize),
 		src:  r,
 		size: size,
 		file: file,
@@ -109,15 +115,17 @@ func newDecoder(r io.Reader, size int64, file, kind string) *decoder {
 // second result lists the field number (100 for layer, 2 for layers) of
 // each top-level layer entry in file order. Layer fields other than blobs
 // are decoded by proto.Unmarshal, so unknown fields are kept as
-// protobuf-go keeps them. Blobs are decoded here, streaming: float values
+// protobuf-go keeps them. A layer field whose wire type disagrees with
+// caffe.proto is kept as an unknown field too, and reported in one
+// NoteUnknown per layer. Blobs are decoded here, streaming: float values
 // are read straight into BlobProto.Data, and double_data and NVIDIA
-// Caffe's raw_data are converted to float32 in Data with a NoteConverted.
-// A field whose wire type disagrees with caffe.proto is skipped with a
-// NoteUnknown. Blob value counts are not checked against shapes; use
-// CheckBlob for that.
+// Caffe's raw_data are converted to float32 in Data with one NoteConverted
+// per layer. A blob field with the wrong wire type is a *FormatError.
+// Blob value counts are not checked against shapes; use CheckBlob for that.
 //
-// With structureOnly, blob shapes are read and values are skipped (by
-// seeking when r is an io.Seeker), so Data and Diff stay nil.
+// With structureOnly, blob shapes are read and values are skipped, by
+// seeking when r is an io.Seeker and size is known, so Data and Diff stay
+// nil.
 //
 // Errors for malformed input are *FormatError or *UnsupportedError. Their
 // Location.Layer is the layer's name when the name was read before the
@@ -477,7 +485,7 @@ func (d *decoder) copyCheckedField(fb *fieldBuffer, desc protoreflect.MessageDes
 	}
 	fb.starts = append(fb.starts, len(fb.data))
 	fb.offs = append(fb.offs, tagOff)
-	return d.copyField(&fb.data, num, typ, end, 0)
+	return d.copyField(&fb.data, num, typ, end)
 }
 
 // wireTypeFits reports whether a field of typ can hold a value of fd.
@@ -522,17 +530,22 @@ func wireTypeName(typ protowire.Type) string {
 }
 
 // copyField reads the value of a field whose tag was just read and appends
-// the tag and value to *dst. depth counts the enclosing groups.
-func (d *decoder) copyField(dst *[]byte, num protowire.Number, typ protowire.Type, end int64, depth int) error {
+// the tag and the value's encoded bytes to *dst. The tag is re-encoded and
+// the value is copied byte for byte, as protobuf-go does for unknown
+// fields, so that proto.Unmarshal of *dst keeps what it would keep from
+// the whole file.
+func (d *decoder) copyField(dst *[]byte, num protowire.Number, typ protowire.Type, end int64) error {
 	*dst = protowire.AppendTag(*dst, num, typ)
+	return d.copyValue(dst, num, typ, end, 0)
+}
+
+// copyValue appends the encoded bytes of a field value to *dst. depth
+// counts the enclosing groups.
+func (d *decoder) copyValue(dst *[]byte, num protowire.Number, typ protowire.Type, end int64, depth int) error {
 	switch typ {
 	case protowire.VarintType:
-		v, err := d.readVarint(end)
-		if err != nil {
-			return err
-		}
-		*dst = protowire.AppendVarint(*dst, v)
-		return nil
+		_, err := d.readVarintTo(end, dst)
+		return err
 
 	case protowire.Fixed32Type, protowire.Fixed64Type:
 		n := int64(4)
@@ -547,13 +560,11 @@ func (d *decoder) copyField(dst *[]byte, num protowire.Number, typ protowire.Typ
 		return err
 
 	case protowire.BytesType:
-		valueEnd, err := d.readLength(end)
+		valueEnd, err := d.readLengthTo(end, dst)
 		if err != nil {
 			return err
 		}
-		n := valueEnd - d.off
-		*dst = protowire.AppendVarint(*dst, uint64(n))
-		*dst, err = d.appendBytes(*dst, n)
+		*dst, err = d.appendBytes(*dst, valueEnd-d.off)
 		return err
 
 	case protowire.StartGroupType:
@@ -562,7 +573,7 @@ func (d *decoder) copyField(dst *[]byte, num protowire.Number, typ protowire.Typ
 		}
 		for {
 			tagOff := d.off
-			inner, innerTyp, err := d.readTag(end)
+			inner, innerTyp, err := d.readTagTo(end, dst)
 			if err != nil {
 				return err
 			}
@@ -570,10 +581,9 @@ func (d *decoder) copyField(dst *[]byte, num protowire.Number, typ protowire.Typ
 				if inner != num {
 					return d.corrupt(tagOff, "end-group tag of field %d inside group field %d", inner, num)
 				}
-				*dst = protowire.AppendTag(*dst, inner, innerTyp)
 				return nil
 			}
-			if err := d.copyField(dst, inner, innerTyp, end, depth+1); err != nil {
+			if err := d.copyValue(dst, inner, innerTyp, end, depth+1); err != nil {
 				return err
 			}
 		}
@@ -602,6 +612,12 @@ func (d *decoder) atEnd(end int64) (bool, error) {
 
 // readVarint reads a varint that must end by end.
 func (d *decoder) readVarint(end int64) (uint64, error) {
+	return d.readVarintTo(end, nil)
+}
+
+// readVarintTo reads a varint that must end by end and, when raw is not
+// nil, appends its encoded bytes to *raw.
+func (d *decoder) readVarintTo(end int64, raw *[]byte) (uint64, error) {
 	want := min(int64(binary.MaxVarintLen64), end-d.off)
 	b, err := d.br.Peek(int(want))
 	if err != nil && err != io.EOF {
@@ -614,6 +630,9 @@ func (d *decoder) readVarint(end int64) (uint64, error) {
 		}
 		return 0, d.corrupt(d.off, "invalid varint: longer than 64 bits")
 	}
+	if raw != nil {
+		*raw = append(*raw, b[:n]...)
+	}
 	d.discard(n)
 	return v, nil
 }
@@ -621,8 +640,14 @@ func (d *decoder) readVarint(end int64) (uint64, error) {
 // readTag reads a field tag and checks its field number and wire type
 // with the rules of protobuf-go's decoder.
 func (d *decoder) readTag(end int64) (protowire.Number, protowire.Type, error) {
+	return d.readTagTo(end, nil)
+}
+
+// readTagTo is readTag that appends the tag's encoded bytes to *raw when
+// raw is not nil.
+func (d *decoder) readTagTo(end int64, raw *[]byte) (protowire.Number, protowire.Type, error) {
 	off := d.off
-	v, err := d.readVarint(end)
+	v, err := d.readVarintTo(end, raw)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -640,8 +665,14 @@ func (d *decoder) readTag(end int64) (protowire.Number, protowire.Type, error) {
 // the value fits before end, and returns the value's end offset. Nothing is
 // allocated from the length here.
 func (d *decoder) readLength(end int64) (int64, error) {
+	return d.readLengthTo(end, nil)
+}
+
+// readLengthTo is readLength that appends the length's encoded bytes to
+// *raw when raw is not nil.
+func (d *decoder) readLengthTo(end int64, raw *[]byte) (int64, error) {
 	off := d.off
-	v, err := d.readVarint(end)
+	v, err := d.readVarintTo(end, raw)
 	if err != nil {
 		return 0, err
 	}
@@ -731,7 +762,7 @@ func (d *decoder) readFull(p []byte) error {
 
 // discard drops n bytes that were peeked.
 func (d *decoder) discard(n int) {
-	// Discard cannot fail for bytes that are already buffered.
+	// bufio.Reader.Discard fails only for bytes not yet read, and these were peeked.
 	_, _ = d.br.Discard(n)
 	d.off += int64(n)
 }

@@ -298,7 +298,7 @@ func topLevelBoundaries(t *testing.T, data []byte) map[int]bool {
 }
 
 // assertFormatError fails unless err is a *FormatError whose offset lies
-// in [0, max] and whose message names the offset.
+// in [0, maxOffset], whose message names the offset, and which has a hint.
 func assertFormatError(t *testing.T, err error, maxOffset int64) *FormatError {
 	t.Helper()
 	var fe *FormatError
@@ -352,7 +352,7 @@ func TestDecodeTruncated(t *testing.T) {
 		if errShort == nil {
 			t.Fatalf("cut at %d of a %d-byte stream: no error", cut, len(data))
 		}
-		// The error is found where the given size says data should be.
+		// The error offset lies where the given size puts the missing data.
 		assertFormatError(t, errShort, int64(len(data)))
 	}
 }
@@ -381,8 +381,11 @@ func TestDecodeHDF5(t *testing.T) {
 	if !errors.As(err, &ue) {
 		t.Fatalf("error %v, want *UnsupportedError", err)
 	}
-	if !strings.Contains(ue.What, "HDF5") || ue.Hint == "" {
-		t.Errorf("error %v does not name HDF5 with a hint", err)
+	if !strings.Contains(ue.What, "HDF5") {
+		t.Errorf("error %v does not name HDF5", err)
+	}
+	if ue.Hint == "" {
+		t.Errorf("error %v has no hint", err)
 	}
 }
 
@@ -534,8 +537,14 @@ func TestDecodeValueEncodings(t *testing.T) {
 				t.Fatalf("notes %v, want one NoteConverted", notes)
 			}
 			n := notes[0]
-			if n.Kind != NoteConverted || n.Layer != "conv1" || !strings.Contains(n.Message, tt.converted) {
-				t.Errorf("note %v, want a NoteConverted for layer conv1 containing %q", n, tt.converted)
+			if n.Kind != NoteConverted {
+				t.Errorf("note kind %v, want converted", n.Kind)
+			}
+			if n.Layer != "conv1" {
+				t.Errorf("note layer %q, want conv1", n.Layer)
+			}
+			if !strings.Contains(n.Message, tt.converted) {
+				t.Errorf("note %q does not contain %q", n.Message, tt.converted)
 			}
 		})
 	}
@@ -725,16 +734,25 @@ func TestDecodeWireTypeClash(t *testing.T) {
 	if len(notes) != 2 {
 		t.Fatalf("notes %v, want two NoteUnknown", notes)
 	}
-	if n := notes[0]; n.Kind != NoteUnknown || n.Offset != 0 || n.Layer != "" || !strings.Contains(n.Message, "field 5 ") {
-		t.Errorf("note %v, want NoteUnknown for field 5 at offset 0", n)
+	top, layerNote := notes[0], notes[1]
+	if top.Kind != NoteUnknown || layerNote.Kind != NoteUnknown {
+		t.Errorf("note kinds %v and %v, want unknown", top.Kind, layerNote.Kind)
 	}
-	n := notes[1]
-	if n.Kind != NoteUnknown || n.Offset != clashOffset || n.Layer != "conv1" {
-		t.Errorf("note %v, want NoteUnknown for layer conv1 at offset %d", n, clashOffset)
+	if top.Offset != 0 || top.Layer != "" {
+		t.Errorf("net note at offset %d in layer %q, want offset 0 and no layer", top.Offset, top.Layer)
+	}
+	if !strings.Contains(top.Message, "field 5 ") {
+		t.Errorf("net note %q does not name field 5", top.Message)
+	}
+	if layerNote.Offset != clashOffset {
+		t.Errorf("layer note offset %d, want %d", layerNote.Offset, clashOffset)
+	}
+	if layerNote.Layer != "conv1" {
+		t.Errorf("layer note names layer %q, want conv1", layerNote.Layer)
 	}
 	for _, field := range []string{"field 2 ", "field 10 "} {
-		if !strings.Contains(n.Message, field) {
-			t.Errorf("note %q does not name %s", n.Message, field)
+		if !strings.Contains(layerNote.Message, field) {
+			t.Errorf("layer note %q does not name %s", layerNote.Message, field)
 		}
 	}
 }
@@ -903,64 +921,215 @@ func FuzzDecodeBinary(f *testing.F) {
 		bytes(v0LayerBlobs, wire(shapeOf(1)).bytes(blobData, packedFloats(1)))))))
 	f.Add([]byte(wire(nil).fixed64(5, 1).bytes(netLayerNumber, wire(nil).varint(2, 5).str(1, "conv1"))))
 
-	f.Fuzz(func(t *testing.T, data []byte) {
-		net, order, notes, err := decodeBinary(bytes.NewReader(data), int64(len(data)), "fuzz", false)
-		_, _, _, streamErr := decodeBinary(io.MultiReader(bytes.NewReader(data)), -1, "-", false)
-		_, _, _, structErr := decodeBinary(bytes.NewReader(data), int64(len(data)), "fuzz", true)
-		if (err == nil) != (streamErr == nil) || (err == nil) != (structErr == nil) {
-			t.Fatalf("errors disagree: sized %v, stream %v, structure only %v", err, streamErr, structErr)
+	f.Fuzz(checkDecodeBinary)
+}
+
+// checkDecodeBinary decodes data in three ways that must agree and, when
+// it decodes, checks that encoding and decoding again round-trips.
+func checkDecodeBinary(t *testing.T, data []byte) {
+	net, order, notes, err := decodeBinary(bytes.NewReader(data), int64(len(data)), "fuzz", false)
+	_, _, _, streamErr := decodeBinary(io.MultiReader(bytes.NewReader(data)), -1, "-", false)
+	_, _, _, structErr := decodeBinary(bytes.NewReader(data), int64(len(data)), "fuzz", true)
+	if (err == nil) != (streamErr == nil) || (err == nil) != (structErr == nil) {
+		t.Fatalf("errors disagree: sized %v, stream %v, structure only %v", err, streamErr, structErr)
+	}
+	if err != nil {
+		var fe *FormatError
+		var ue *UnsupportedError
+		if !errors.As(err, &fe) && !errors.As(err, &ue) {
+			t.Fatalf("error %v (%T) is neither FormatError nor UnsupportedError", err, err)
 		}
-		if err != nil {
-			var fe *FormatError
-			var ue *UnsupportedError
-			if !errors.As(err, &fe) && !errors.As(err, &ue) {
-				t.Fatalf("error %v (%T) is neither FormatError nor UnsupportedError", err, err)
-			}
+		return
+	}
+	if len(order) != len(net.GetLayer())+len(net.GetLayers()) {
+		t.Fatalf("order has %d entries for %d layers", len(order), len(net.GetLayer())+len(net.GetLayers()))
+	}
+
+	converted := false
+	for _, n := range notes {
+		converted = converted || n.Kind != NoteUnknown
+	}
+	if !converted {
+		// Without conversions and skipped fields, the streaming
+		// decoder must agree with protobuf-go.
+		want := &caffepb.NetParameter{}
+		if err := proto.Unmarshal(data, want); err != nil {
+			t.Fatalf("decodeBinary accepted input that proto.Unmarshal rejects: %v", err)
+		}
+		if !proto.Equal(net, want) {
+			t.Fatal("decodeBinary and proto.Unmarshal disagree")
+		}
+	}
+
+	if len(net.GetLayers()) > 0 {
+		return
+	}
+	var buf bytes.Buffer
+	if err := encodeBinary(&buf, net); err != nil {
+		if strings.Contains(err.Error(), "has no values") {
 			return
 		}
-		if len(order) != len(net.GetLayer())+len(net.GetLayers()) {
-			t.Fatalf("order has %d entries for %d layers", len(order), len(net.GetLayer())+len(net.GetLayers()))
-		}
+		t.Fatalf("encodeBinary: %v", err)
+	}
+	marshalled, err := proto.MarshalOptions{Deterministic: true}.Marshal(net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf.Bytes(), marshalled) {
+		t.Fatal("encodeBinary output differs from deterministic proto.Marshal")
+	}
+	if buf.Len() == 0 {
+		// An empty net encodes to no bytes, which the decoder rejects as
+		// an empty file.
+		return
+	}
+	again, _, _, err := decodeBinary(bytes.NewReader(buf.Bytes()), int64(buf.Len()), "again", false)
+	if err != nil {
+		t.Fatalf("decoding the encoded net: %v", err)
+	}
+	if !proto.Equal(again, net) {
+		t.Fatal("encode then decode changed the net")
+	}
+}
 
-		converted := false
-		for _, n := range notes {
-			converted = converted || n.Kind != NoteUnknown
-		}
-		if !converted {
-			// Without conversions and skipped fields, the streaming
-			// decoder must agree with protobuf-go.
-			want := &caffepb.NetParameter{}
-			if err := proto.Unmarshal(data, want); err != nil {
-				t.Fatalf("decodeBinary accepted input that proto.Unmarshal rejects: %v", err)
+func TestBlobShape(t *testing.T) {
+	tests := []struct {
+		name string
+		blob *caffepb.BlobProto
+		want []int
+	}{
+		{"shape", &caffepb.BlobProto{Shape: &caffepb.BlobShape{Dim: []int64{20, 1, 5, 5}}}, []int{20, 1, 5, 5}},
+		{"legacy", &caffepb.BlobProto{Num: proto.Int32(1), Channels: proto.Int32(1), Height: proto.Int32(10), Width: proto.Int32(500)}, []int{1, 1, 10, 500}},
+		{"legacy partly set", &caffepb.BlobProto{Width: proto.Int32(7)}, []int{0, 0, 0, 7}},
+		{"legacy wins over shape", &caffepb.BlobProto{Num: proto.Int32(2), Shape: &caffepb.BlobShape{Dim: []int64{9}}}, []int{2, 0, 0, 0}},
+		{"empty shape", &caffepb.BlobProto{Shape: &caffepb.BlobShape{}}, nil},
+		{"nothing", &caffepb.BlobProto{}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := BlobShape(tt.blob); !equalInts(got, tt.want) {
+				t.Errorf("BlobShape = %v, want %v", got, tt.want)
 			}
-			if !proto.Equal(net, want) {
-				t.Fatal("decodeBinary and proto.Unmarshal disagree")
-			}
-		}
+		})
+	}
+}
 
-		if len(net.GetLayers()) > 0 {
-			return
-		}
-		var buf bytes.Buffer
-		if err := encodeBinary(&buf, net); err != nil {
-			if strings.Contains(err.Error(), "has no values") {
+func TestBlobCount(t *testing.T) {
+	tests := []struct {
+		name    string
+		dims    []int64
+		want    int
+		wantErr string
+	}{
+		{"matrix", []int64{500, 800}, 400000, ""},
+		{"scalar", nil, 1, ""},
+		{"zero", []int64{3, 0, 5}, 0, ""},
+		{"negative", []int64{3, -1}, 0, "negative"},
+		{"overflow", []int64{1 << 40, 1 << 40}, 0, "more values"},
+		{"zero after huge", []int64{1 << 62, 1 << 62, 0}, 0, "more values"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := BlobCount(&caffepb.BlobProto{Shape: &caffepb.BlobShape{Dim: tt.dims}})
+
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("error %v, want one containing %q", err, tt.wantErr)
+				}
 				return
 			}
-			t.Fatalf("encodeBinary: %v", err)
-		}
-		marshalled, err := proto.MarshalOptions{Deterministic: true}.Marshal(net)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("BlobCount = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCheckBlob(t *testing.T) {
+	shape := func(dims ...int64) *caffepb.BlobShape { return &caffepb.BlobShape{Dim: dims} }
+	tests := []struct {
+		name    string
+		blob    *caffepb.BlobProto
+		wantErr string
+	}{
+		{"matching", &caffepb.BlobProto{Shape: shape(2, 2), Data: make([]float32, 4)}, ""},
+		{"matching diff", &caffepb.BlobProto{Shape: shape(2), Data: make([]float32, 2), Diff: make([]float32, 2)}, ""},
+		{"scalar", &caffepb.BlobProto{Data: []float32{1}}, ""},
+		{"zero count", &caffepb.BlobProto{Shape: shape(0)}, ""},
+		{"double data", &caffepb.BlobProto{Shape: shape(3), DoubleData: make([]float64, 3)}, ""},
+		{"raw data", &caffepb.BlobProto{Shape: shape(3), RawDataType: caffepb.Type_FLOAT16.Enum(), RawData: make([]byte, 6)}, ""},
+		{"too few", &caffepb.BlobProto{Shape: shape(2, 2), Data: make([]float32, 3)}, "3 values in data but its shape [2 2] needs 4"},
+		{"too many", &caffepb.BlobProto{Shape: shape(2), Data: make([]float32, 3)}, "needs 2"},
+		{"no values", &caffepb.BlobProto{Shape: shape(5)}, "0 values"},
+		{"diff count", &caffepb.BlobProto{Shape: shape(2), Data: make([]float32, 2), Diff: make([]float32, 1)}, "in diff"},
+		{"legacy", &caffepb.BlobProto{Num: proto.Int32(1), Channels: proto.Int32(3), Data: make([]float32, 3)}, "needs 0"},
+		{"negative", &caffepb.BlobProto{Shape: shape(-2), Data: make([]float32, 2)}, "negative"},
+		{"too many axes", &caffepb.BlobProto{Shape: shape(make([]int64, 33)...)}, "33 axes"},
+		{"beyond int32", &caffepb.BlobProto{Shape: shape(1<<16, 1<<16)}, "at most 2^31-1"},
+	}
+	if strconv.IntSize == 32 {
+		// BlobCount already fails for more than 2^31-1 values in an int.
+		tests[len(tests)-1].wantErr = "more values than fit in an int"
+	}
+	loc := Location{File: "w.caffemodel", Offset: -1, Layer: "fc", Blob: 1}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckBlob(tt.blob, loc)
+
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Errorf("CheckBlob: %v", err)
+				}
+				return
+			}
+			var fe *FormatError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error %v, want *FormatError", err)
+			}
+			if !strings.Contains(fe.Msg, tt.wantErr) {
+				t.Errorf("message %q does not contain %q", fe.Msg, tt.wantErr)
+			}
+			if fe.Location != loc || fe.Hint == "" {
+				t.Errorf("error %v lacks the location or a hint", err)
+			}
+		})
+	}
+}
+
+// BenchmarkDecodeBinary decodes the largest corpus caffemodel from its
+// file; BenchmarkReadFileBaseline reads the same file with os.ReadFile.
+func BenchmarkDecodeBinary(b *testing.B) {
+	path := corpus.Path(b, "caffemodel", "mtcnn", "det4.caffemodel")
+	info, err := os.Stat(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(info.Size())
+	for b.Loop() {
+		f, err := os.Open(path)
 		if err != nil {
-			t.Fatal(err)
+			b.Fatal(err)
 		}
-		if !bytes.Equal(buf.Bytes(), marshalled) {
-			t.Fatal("encodeBinary output differs from deterministic proto.Marshal")
+		if _, _, _, err := decodeBinary(f, info.Size(), path, false); err != nil {
+			b.Fatal(err)
 		}
-		again, _, _, err := decodeBinary(bytes.NewReader(buf.Bytes()), int64(buf.Len()), "again", false)
-		if err != nil {
-			t.Fatalf("decoding the encoded net: %v", err)
+		f.Close()
+	}
+}
+
+func BenchmarkReadFileBaseline(b *testing.B) {
+	path := corpus.Path(b, "caffemodel", "mtcnn", "det4.caffemodel")
+	info, err := os.Stat(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(info.Size())
+	for b.Loop() {
+		if _, err := os.ReadFile(path); err != nil {
+			b.Fatal(err)
 		}
-		if !proto.Equal(again, net) {
-			t.Fatal("encode then decode changed the net")
-		}
-	})
+	}
 }

@@ -161,7 +161,7 @@ func planBlob(b *caffepb.BlobProto) (blobPlan, error) {
 	}
 	if len(b.Data) == 0 && len(b.DoubleData) == 0 && b.RawData == nil && len(blobDims(b)) > 0 {
 		if count, err := BlobCount(b); err != nil || count > 0 {
-			return blobPlan{}, fmt.Errorf("blob of shape %v has no values (was the net read with structure only?); read the weights before writing", blobDims(b))
+			return blobPlan{}, fmt.Errorf("blob of shape %v has no values, as after a structure-only read; read the net with its weights before writing it", blobDims(b))
 		}
 	}
 
@@ -221,7 +221,7 @@ func rawTypes(b *caffepb.BlobProto) [2]varintField {
 }
 
 // packedSize returns the encoded size of a packed repeated field of count
-// values of elemSize bytes; an empty field is not written.
+// values of elemSize bytes. An empty field is not written, so its size is 0.
 func packedSize(num protowire.Number, count, elemSize int) int {
 	if count == 0 {
 		return 0
@@ -256,6 +256,7 @@ func writeBlob(bw *bufio.Writer, bp blobPlan) error {
 	if _, err := bw.Write(hdr); err != nil {
 		return err
 	}
+
 	if err := writeFloats(bw, blobData, b.Data); err != nil {
 		return err
 	}
@@ -270,12 +271,14 @@ func writeBlob(bw *bufio.Writer, bp blobPlan) error {
 			return err
 		}
 	}
+
 	if err := writeDoubles(bw, blobDoubleData, b.DoubleData); err != nil {
 		return err
 	}
 	if err := writeDoubles(bw, blobDoubleDiff, b.DoubleDiff); err != nil {
 		return err
 	}
+
 	hdr = hdr[:0]
 	for _, t := range rawTypes(b) {
 		if t.set {
@@ -286,6 +289,7 @@ func writeBlob(bw *bufio.Writer, bp blobPlan) error {
 	if _, err := bw.Write(hdr); err != nil {
 		return err
 	}
+
 	for _, raw := range []struct {
 		num   protowire.Number
 		bytes []byte
@@ -300,13 +304,14 @@ func writeBlob(bw *bufio.Writer, bp blobPlan) error {
 			return err
 		}
 	}
+
 	_, err := bw.Write(b.ProtoReflect().GetUnknown())
 	return err
 }
 
 // writeFloats writes values as a packed float field. On little-endian
-// hosts the bytes come straight from the slice's memory; bufio.Writer
-// passes large writes through without copying them.
+// hosts the bytes come straight from the slice's memory, and bufio.Writer
+// copies at most one buffer of them before it writes the rest directly.
 func writeFloats(bw *bufio.Writer, num protowire.Number, values []float32) error {
 	if len(values) == 0 {
 		return nil

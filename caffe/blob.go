@@ -15,13 +15,13 @@ import (
 // maxBlobAxes is Caffe's kMaxBlobAxes: Blob::Reshape rejects more axes.
 const maxBlobAxes = 32
 
-// BlobShape returns the shape of b as Caffe's Blob::FromProto reads it:
-// when any of the legacy fields num, channels, height or width is set, the
+// BlobShape returns the shape of b as Caffe's Blob::FromProto reads it.
+// When any of the legacy fields num, channels, height or width is set, the
 // shape is num x channels x height x width (unset ones count as 0), even
-// if shape is set too; otherwise it is shape.dim, which may be empty (a
+// if shape is set too. Otherwise it is shape.dim, which may be empty (a
 // scalar). Files written before BlobShape existed (V0 and V1 nets, older
 // mean files) use the legacy fields; an InnerProduct weight stored that
-// way is 1 x 1 x N x K.
+// way is 1 x 1 x N x K. Dimensions are not checked; see BlobCount.
 func BlobShape(b *caffepb.BlobProto) []int {
 	dims := blobDims(b)
 	if dims == nil {
@@ -74,7 +74,7 @@ func CheckBlob(b *caffepb.BlobProto, loc Location) error {
 		return &FormatError{
 			Location: loc,
 			Msg:      fmt.Sprintf(format, args...),
-			Hint:     "the blob's values disagree with its shape; the file is corrupt or was written by a broken tool",
+			Hint:     "the file is corrupt or was written by a broken tool; download or export the model again",
 		}
 	}
 	dims := blobDims(b)
@@ -95,6 +95,9 @@ func CheckBlob(b *caffepb.BlobProto, loc Location) error {
 		values, source = len(b.DoubleData), "double_data"
 	case len(b.Data) == 0 && b.RawData != nil:
 		values, source = rawValueCount(b), "raw_data"
+		if values < 0 {
+			return fail("blob has raw_data without a floating-point raw_data_type (%v)", b.RawDataType)
+		}
 	}
 	if values != count {
 		return fail("blob has %d values in %s but its shape %v needs %d", values, source, dims, count)
@@ -281,7 +284,7 @@ func (d *decoder) blobWireTypeError(num protowire.Number, typ protowire.Type, ta
 func (d *decoder) copyBlobOther(bf *blobFields, num protowire.Number, typ protowire.Type, tagOff, end int64) error {
 	bf.other.starts = append(bf.other.starts, len(bf.other.data))
 	bf.other.offs = append(bf.other.offs, tagOff)
-	return d.copyField(&bf.other.data, num, typ, end, 0)
+	return d.copyField(&bf.other.data, num, typ, end)
 }
 
 // finishBlob builds the BlobProto from its fields. Like Blob::FromProto in
@@ -509,7 +512,7 @@ func (d *decoder) readDoubles(dst []float32, count *int64, num protowire.Number,
 // last value zero-padded when n is not a multiple of 4. The bytes keep
 // file order, so the caller fixes the byte order on big-endian hosts. When
 // the input size is known, the bytes are read by one io.ReadFull into one
-// allocation; otherwise the slice grows in steps of at most maxChunk bytes
+// allocation. Otherwise the slice grows in steps of at most maxChunk bytes
 // as the bytes arrive.
 func (d *decoder) readRawFloat32(dst []float32, n int64) ([]float32, error) {
 	for n > 0 {
@@ -522,7 +525,14 @@ func (d *decoder) readRawFloat32(dst []float32, n int64) ([]float32, error) {
 			return nil, d.corrupt(d.off, "a blob of %d bytes is larger than this platform can address", n)
 		}
 		start := len(dst)
-		dst = slices.Grow(dst, int(count))[:start+int(count)]
+		if len(dst) == 0 && cap(dst) < int(count) {
+			// make gets fresh pages from the OS without clearing them,
+			// where slices.Grow would clear the memory that the read is
+			// about to fill.
+			dst = make([]float32, count)
+		} else {
+			dst = slices.Grow(dst, int(count))[:start+int(count)]
+		}
 		if err := d.readFull(float32Bytes(dst[start:])[:chunk]); err != nil {
 			return nil, err
 		}
@@ -540,6 +550,8 @@ func float32Bytes(s []float32) []byte {
 }
 
 // fixByteOrder converts values read as little-endian bytes to host order.
+// NOTE: the big-endian branch here and in writeFloats is tested only on a
+// little-endian host, where TestByteOrderPaths forces it.
 func fixByteOrder(values []float32) {
 	if littleEndian {
 		return
@@ -570,4 +582,3 @@ func float16ToFloat32(h uint16) float32 {
 	}
 	return v
 }
-

@@ -40,12 +40,13 @@ func ReadMeanFile(path string) (*caffepb.BlobProto, error) {
 // compute_image_mean writes it, from r, which holds size bytes, or an
 // unknown number when size is -1. name is used for r in errors.
 //
-// The blob is decoded like the blobs of a caffemodel: values stored as
-// double_data or NVIDIA Caffe's raw_data are converted to float32 in Data,
-// and the shape may be given by shape or by the legacy num, channels,
-// height and width fields (see BlobShape). Errors are *FormatError for an
-// empty, truncated or corrupt file and for values that disagree with the
-// shape, and *UnsupportedError for HDF5 and NumPy files.
+// The blob is decoded like the blobs of a caffemodel, so values stored as
+// double_data or NVIDIA Caffe's raw_data are converted to float32 in Data.
+// The shape may be given by shape or by the legacy num, channels, height
+// and width fields (see BlobShape). Errors are *FormatError for an
+// empty, truncated or corrupt file, for a blob without values and for
+// values that disagree with the shape, and *UnsupportedError for HDF5 and
+// NumPy files.
 func ReadMean(r io.Reader, size int64, name string) (*caffepb.BlobProto, error) {
 	d := newDecoder(r, size, name, meanKind)
 	if err := d.checkSignature(); err != nil {
@@ -57,15 +58,15 @@ func ReadMean(r io.Reader, size int64, name string) (*caffepb.BlobProto, error) 
 	}
 
 	loc := NoLocation(name)
-	if len(b.GetData()) == 0 && len(blobDims(b)) == 0 {
-		return nil, &FormatError{
-			Location: loc,
-			Msg:      "no shape and no values: not a mean file",
-			Hint:     "a .binaryproto mean file holds one BlobProto; check that this is the mean file and not another protobuf file",
-		}
-	}
 	if err := CheckBlob(b, loc); err != nil {
 		return nil, err
+	}
+	if len(b.GetData()) == 0 {
+		return nil, &FormatError{
+			Location: loc,
+			Msg:      fmt.Sprintf("the blob has no values (shape %v), so it is not a mean image", blobDims(b)),
+			Hint:     "a .binaryproto mean file holds one BlobProto with the mean image; the file is truncated or is another kind of file",
+		}
 	}
 	return b, nil
 }
