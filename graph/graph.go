@@ -20,7 +20,8 @@ type Options struct {
 
 	// Inputs replaces the shape of the named blobs (usually the net's
 	// inputs) wherever it is declared or inferred. The empty name "" means
-	// every net input.
+	// the net's first input (the first net-level input, or the first top
+	// of the first data layer).
 	Inputs map[string][]int
 }
 

@@ -86,7 +86,7 @@ func Types() []string {
 // shapes give a Layer.Problem, which Validate reports.
 func (g *Graph) Infer() {
 	for _, v := range g.Inputs {
-		v.Shape = g.inputShape(v.Blob, nil)
+		v.Shape = g.inputShape(v.Blob, nil, true)
 		g.declaredInput(v)
 	}
 	for _, l := range g.Layers {
@@ -104,14 +104,31 @@ func (g *Graph) declaredInput(v *Value) {
 	v.ReceptiveField, v.Stride = unitField(len(v.Shape))
 }
 
-func (g *Graph) inputShape(blob string, declared []int) []int {
+// inputShape returns the shape of a net input: the one given for its
+// name, else the unnamed one ("") for the net's first input, else the
+// declared one.
+func (g *Graph) inputShape(blob string, declared []int, dataTop bool) []int {
 	if s, ok := g.opts.Inputs[blob]; ok {
 		return slices.Clone(s)
 	}
-	if s, ok := g.opts.Inputs[""]; ok && declared != nil {
+	if s, ok := g.opts.Inputs[""]; ok && (declared != nil || dataTop) && blob == g.firstInput() {
 		return slices.Clone(s)
 	}
 	return declared
+}
+
+// firstInput returns the blob that an unnamed input size applies to: the
+// first net-level input, else the first top of the first data layer.
+func (g *Graph) firstInput() string {
+	if len(g.Inputs) > 0 {
+		return g.Inputs[0].Blob
+	}
+	for _, l := range g.Layers {
+		if isInputType(l.Type()) && len(l.Tops) > 0 {
+			return l.Tops[0].Blob
+		}
+	}
+	return ""
 }
 
 func (g *Graph) inferLayer(l *Layer) {
@@ -145,7 +162,7 @@ func (g *Graph) inferLayer(l *Layer) {
 	for i, t := range l.Tops {
 		t.Shape = tops[i]
 		if isInputType(l.Type()) {
-			t.Shape = g.inputShape(t.Blob, t.Shape)
+			t.Shape = g.inputShape(t.Blob, t.Shape, i == 0)
 		} else if s, ok := g.opts.Inputs[t.Blob]; ok {
 			t.Shape = slices.Clone(s)
 		}
@@ -178,13 +195,19 @@ func (g *Graph) inferLayer(l *Layer) {
 }
 
 // overrideTops applies Options.Inputs to tops whose shape could not be
-// inferred, so a user can get past a layer without a rule.
+// inferred, so a user can get past a layer without a rule. When every top
+// is given, the layer is no longer unknown.
 func (g *Graph) overrideTops(l *Layer) {
+	given := 0
 	for _, t := range l.Tops {
 		if s, ok := g.opts.Inputs[t.Blob]; ok {
 			t.Shape = slices.Clone(s)
 			t.ReceptiveField, t.Stride = nil, nil
+			given++
 		}
+	}
+	if given == len(l.Tops) && l.Problem == "" {
+		l.Unknown = ""
 	}
 }
 

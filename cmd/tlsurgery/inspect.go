@@ -74,7 +74,7 @@ type selection struct {
 
 func (s *selection) register(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringArrayVar(&s.inputs, "input", nil, "input size N,C,H,W for every net input, or NAME=N,C,H,W for one (repeatable)")
+	f.StringArrayVar(&s.inputs, "input", nil, "input size N,C,H,W of the net's first input, or NAME=N,C,H,W for a named one (repeatable)")
 	f.StringArrayVar(&s.shapes, "shape", nil, "shape BLOB=D1,D2,... of any blob, e.g. the top of a layer without a shape rule (repeatable)")
 	f.BoolVar(&s.train, "train", false, "select the TRAIN phase's layers instead of TEST's")
 	f.StringSliceVar(&s.stages, "stage", nil, "stages of the net state, for include/exclude rules")
