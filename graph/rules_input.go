@@ -12,7 +12,8 @@ import (
 func init() {
 	register(&Rule{
 		// Caffe's input_layer.cpp: one shape for all tops, or one per top.
-		Types: []string{"Input"},
+		Types:      []string{"Input"},
+		MinBottoms: -1,
 		Tops: func(c *Context) ([][]int, error) {
 			shapes := c.Layer.GetInputParam().GetShape()
 			n := len(c.Layer.GetTop())
@@ -36,7 +37,8 @@ func init() {
 	})
 	register(&Rule{
 		// Caffe's memory_data_layer.cpp: data N×C×H×W, labels N.
-		Types: []string{"MemoryData"},
+		Types:      []string{"MemoryData"},
+		MinBottoms: -1,
 		Tops: func(c *Context) ([][]int, error) {
 			p := c.Layer.GetMemoryDataParam()
 			data := []int{int(p.GetBatchSize()), int(p.GetChannels()), int(p.GetHeight()), int(p.GetWidth())}
@@ -46,7 +48,8 @@ func init() {
 	register(&Rule{
 		// Caffe's dummy_data_layer.cpp: shape per top (or one for all), or
 		// the legacy num/channels/height/width lists.
-		Types: []string{"DummyData"},
+		Types:      []string{"DummyData"},
+		MinBottoms: -1,
 		Tops: func(c *Context) ([][]int, error) {
 			p := c.Layer.GetDummyDataParam()
 			n := len(c.Layer.GetTop())
@@ -77,7 +80,8 @@ func init() {
 		// Caffe's image_data_layer.cpp: images resized to new_height ×
 		// new_width, then cropped to crop_size; 3 channels unless
 		// is_color is false.
-		Types: []string{"ImageData"},
+		Types:      []string{"ImageData"},
+		MinBottoms: -1,
 		Tops: func(c *Context) ([][]int, error) {
 			p := c.Layer.GetImageDataParam()
 			ch := 3
@@ -98,7 +102,8 @@ func init() {
 	register(&Rule{
 		// Caffe's window_data_layer.cpp: 3-channel windows warped to
 		// crop_size.
-		Types: []string{"WindowData"},
+		Types:      []string{"WindowData"},
+		MinBottoms: -1,
 		Tops: func(c *Context) ([][]int, error) {
 			crop := int(c.Layer.GetTransformParam().GetCropSize())
 			if crop == 0 {
@@ -113,7 +118,8 @@ func init() {
 	})
 	register(&Rule{
 		// Database readers: the size is in the records, not the net.
-		Types: []string{"Data", "HDF5Data", "AnnotatedData", "VideoData", "DenseImageData"},
+		Types:      []string{"Data", "HDF5Data", "AnnotatedData", "VideoData", "DenseImageData"},
+		MinBottoms: -1,
 		Tops: func(c *Context) ([][]int, error) {
 			return make([][]int, len(c.Layer.GetTop())), nil
 		},

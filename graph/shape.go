@@ -36,6 +36,11 @@ type Window struct {
 type Rule struct {
 	Types []string
 
+	// MinBottoms is the number of bottoms the layer needs; Infer reports
+	// a layer with fewer as a problem before calling the rule. The zero
+	// value means 1; data layers set -1 for none.
+	MinBottoms int
+
 	// Tops returns the shapes of the layer's tops from its bottoms.
 	Tops func(c *Context) ([][]int, error)
 
@@ -148,6 +153,15 @@ func (g *Graph) inferLayer(l *Layer) {
 		return
 	}
 
+	need := r.MinBottoms
+	if need == 0 {
+		need = 1
+	}
+	if len(c.Bottoms) < need {
+		l.Problem = fmt.Sprintf("the layer has %d bottoms, its type needs at least %d", len(c.Bottoms), need)
+		g.overrideTops(l)
+		return
+	}
 	tops, err := r.Tops(c)
 	if err != nil {
 		l.Problem = err.Error()
