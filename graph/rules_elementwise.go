@@ -32,13 +32,13 @@ func init() {
 	register(&Rule{Types: []string{"Dropout"}, Tops: sameShape})
 
 	register(&Rule{
-		// Caffe's prelu_layer.cpp: one slope per channel (axis 1), or one
-		// for all with channel_shared.
+		// Caffe's prelu_layer.cpp: one slope per channel (axis 1), or, with
+		// channel_shared, one scalar (a blob of no axes).
 		Types: []string{"PReLU"},
 		Tops:  sameShape,
 		Blobs: func(c *Context) ([]ParamBlob, error) {
 			if c.Layer.GetPreluParam().GetChannelShared() {
-				return []ParamBlob{{Shape: []int{1}}}, nil
+				return []ParamBlob{{Shape: []int{}}}, nil
 			}
 			return []ParamBlob{{Shape: []int{channels(c.Bottoms[0])}}}, nil
 		},

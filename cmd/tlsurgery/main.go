@@ -65,9 +65,9 @@ Python installed, and shows or rewrites them.`,
 	root.AddCommand(
 		newInspectCommand(stdout),
 		newUpgradeCommand(stdin, stdout, stderr),
+		newInitCommand(stdout, stderr),
 		newFC2ConvCommand(stdout),
 		newTruncateCommand(stdout),
-		newGraphCommand(stdout, stderr),
 	)
 	return root
 }
