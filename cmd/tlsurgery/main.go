@@ -68,6 +68,7 @@ Python installed, and shows or rewrites them.`,
 		newInitCommand(stdout, stderr),
 		newFC2ConvCommand(stdout),
 		newTruncateCommand(stdout),
+		newGraphCommand(stdout, stderr),
 	)
 	return root
 }
