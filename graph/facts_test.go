@@ -88,7 +88,8 @@ var publishedFacts = []struct {
 		shapes: map[string][]int{"conv5_3": {1, 2048, 60, 60}, "conv6": {1, 150, 60, 60}, "conv6_interp": {1, 150, 473, 473}}},
 	{net: "prototxt/pspnet/pspnet101_VOC2012_473.prototxt", learnable: 65708501},
 	{net: "prototxt/deeplab/deeplab_v2_vgg16_aspp_test.prototxt", learnable: 37877652, inputs: map[string][]int{"data": {1, 3, 513, 513}}, macs: 201960000000, macsTol: 0.001},
-	{net: "prototxt/segnet/segnet_inference.prototxt", learnable: 29449355, shapes: map[string][]int{"pool5": {1, 512, 12, 15}}},
+	{net: "prototxt/segnet/segnet_inference.prototxt", learnable: 29449355, inputs: map[string][]int{"data": {1, 3, 360, 480}, "label": {1, 1, 360, 480}},
+		shapes: map[string][]int{"pool5": {1, 512, 12, 15}, "prob": {1, 11, 360, 480}}},
 	{net: "prototxt/enet/enet_deploy_final.prototxt", learnable: 367687},
 }
 

@@ -56,6 +56,11 @@ type Rule struct {
 	// Window returns the sliding window of spatial layers; nil for layers
 	// that keep the receptive field of their bottoms.
 	Window func(c *Context) *Window
+
+	// NoField marks layers whose outputs have no receptive field in input
+	// pixels (region pooling, resampling, detection outputs): tracking
+	// stops at them.
+	NoField bool
 }
 
 var rules = map[string]*Rule{}
@@ -307,6 +312,9 @@ func (g *Graph) receptiveField(l *Layer, r *Rule, c *Context) {
 		for _, t := range l.Tops {
 			t.ReceptiveField, t.Stride = unitField(len(t.Shape))
 		}
+		return
+	}
+	if r.NoField {
 		return
 	}
 	if rf != nil && r.Window != nil {
