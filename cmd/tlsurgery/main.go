@@ -68,6 +68,8 @@ Python installed, and shows or rewrites them.`,
 		newInitCommand(stdout, stderr),
 		newFC2ConvCommand(stdout),
 		newTruncateCommand(stdout),
+		newAdviseCommand(stdout),
+		newLinearCommand(stdout, stderr),
 		newGraphCommand(stdout, stderr),
 	)
 	return root
