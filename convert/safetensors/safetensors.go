@@ -54,12 +54,15 @@ func WriteFile(path string, net *caffe.Net, opts Options) error {
 // tensor per stored blob, named as the package documentation describes.
 // Tensors follow the net's layer order and each layer's blob order.
 //
-// Write checks the whole net before it writes the first byte. It fails
-// when two blobs map to the same tensor name, when a blob has no values
-// (a net read with StructureOnly) or a value count that does not match its
-// shape, when a BatchNorm layer stores mean and variance without a
-// one-value moving-average factor, when a name or metadata string is not
-// valid UTF-8, and when the header would exceed MaxHeaderSize.
+// Write checks the whole net before it writes the first byte, and fails
+// without writing when:
+//   - two blobs map to the same tensor name,
+//   - a blob has no values (a net read with StructureOnly) or a value count
+//     that does not match its shape,
+//   - a BatchNorm layer stores mean and variance without a one-value
+//     moving-average factor,
+//   - a layer name or metadata string is not valid UTF-8,
+//   - the header would exceed MaxHeaderSize.
 //
 // The values are converted to bytes in chunks as they are written, so Write
 // keeps no second copy of the weights in memory.
@@ -247,7 +250,8 @@ func encodeHeader(tensors []tensor, meta map[string]string) ([]byte, error) {
 func writeString(b *bytes.Buffer, s string) {
 	enc := json.NewEncoder(b)
 	enc.SetEscapeHTML(false)
-	enc.Encode(s)           // a string always encodes; errors come only from b, which never fails
+	// Encoding a string cannot fail, and bytes.Buffer.Write returns no errors.
+	_ = enc.Encode(s)
 	b.Truncate(b.Len() - 1) // Encode ends the value with a newline
 }
 

@@ -29,10 +29,10 @@ import (
 // lazily: Shape() changes at once, but Data() keeps the old order until
 // Transpose() or Materialize() runs.
 //
-// Weights fails when two layers with blobs share a name, when a blob has
-// no values (a net read with StructureOnly) or a value count that does not
-// match its shape, and for a blob whose shape has a zero dimension, which
-// gorgonia v0.9.24 cannot represent (tensor.New panics).
+// Weights fails when two layers with blobs share a name, or when a blob
+// has no values (a net read with StructureOnly) or a value count that does
+// not match its shape. It also fails for a blob whose shape has a zero
+// dimension, because tensor.New of gorgonia v0.9.24 panics on it.
 func Weights(net *caffe.Net) (map[string][]*tensor.Dense, error) {
 	out := map[string][]*tensor.Dense{}
 	for _, layer := range net.Param.GetLayer() {
