@@ -174,8 +174,11 @@ func planConversion(l *graph.Layer, fourD map[*graph.Value]bool) (*conversion, *
 	src, flatten := in, (*graph.Layer)(nil)
 	if prod := in.Producer; prod != nil {
 		switch {
-		case prod.Type() == "Concat":
-			return nil, nil, nil, fmt.Errorf("its input %q is a Concat of %d blobs, which do not form one C×H×W volume", in.Blob, len(prod.Bottoms))
+		case prod.Type() == "Concat" && len(in.Shape) != 4:
+			// A Concat of 4-axis volumes along channels is one volume; a
+			// Concat of flattened vectors is not: its parts had different
+			// spatial sizes, so no single window covers them.
+			return nil, nil, nil, fmt.Errorf("its input %q is a Concat of %d blobs that were flattened, which do not form one C×H×W volume", in.Blob, len(prod.Bottoms))
 		case isFlattening(prod) && in == prod.Tops[0] && in.Version == 0:
 			if b := prod.Bottoms[0]; len(b.Shape) == 4 {
 				src, flatten = b, prod
