@@ -71,6 +71,9 @@ Python installed, and shows or rewrites them.`,
 		newAdviseCommand(stdout),
 		newLinearCommand(stdout, stderr),
 		newGraphCommand(stdout, stderr),
+		newRunCommand(stdout),
+		newVerifyCommand(stdout),
+		newFeaturesCommand(stdout, stderr),
 	)
 	return root
 }
