@@ -70,10 +70,15 @@ Python installed, and shows or rewrites them.`,
 		newTruncateCommand(stdout),
 		newAdviseCommand(stdout),
 		newLinearCommand(stdout, stderr),
+		newFinetuneCommand(stdout),
 		newGraphCommand(stdout, stderr),
 		newRunCommand(stdout),
 		newVerifyCommand(stdout),
 		newFeaturesCommand(stdout, stderr),
+		newFreezeCommand(stdout),
+		newHeadCommand(stdout),
+		newFoldBNCommand(stdout),
+		newExportCommand(stdout, stderr),
 	)
 	return root
 }

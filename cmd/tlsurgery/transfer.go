@@ -17,6 +17,7 @@ import (
 	"github.com/tlsurgery/tlsurgery/caffe/caffepb"
 	"github.com/tlsurgery/tlsurgery/convert/npy"
 	"github.com/tlsurgery/tlsurgery/graph"
+	"github.com/tlsurgery/tlsurgery/internal/atomicfile"
 	"github.com/tlsurgery/tlsurgery/transfer"
 )
 
@@ -208,4 +209,84 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func newFinetuneCommand(stdout io.Writer) *cobra.Command {
+	var opts transfer.FinetuneOptions
+	var sel selection
+	cmd := &cobra.Command{
+		Use:   "finetune NET WEIGHTS --classes K [--freeze-through LAYER] --base-lr LR -o DIR",
+		Short: "Write a kit for fine-tuning a pretrained net on new classes with Caffe",
+		Long: `finetune writes into DIR everything Caffe needs to fine-tune a pretrained
+net on K new classes:
+
+  train_val.prototxt   Data layers whose sources are placeholders (` + transfer.TrainSourcePlaceholder + `
+                       and ` + transfer.ValSourcePlaceholder + `) to replace with your databases,
+                       the new classifier, frozen layers, loss and accuracy
+  deploy.prototxt      the deploy net with the new classifier
+  weights.caffemodel   the pretrained weights without the old classifier
+  solver.prototxt      base_lr = --base-lr / 10 (the new classifier learns 10×
+                       faster than the pretrained layers), lr_policy "step"
+
+The new classifier has a new name, so Caffe initializes it from its
+fillers instead of loading the old weights. Then run:
+  caffe train --solver DIR/solver.prototxt --weights DIR/weights.caffemodel`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.Dir == "" {
+				return fmt.Errorf("missing -o DIR")
+			}
+			if opts.Classes < 1 {
+				return fmt.Errorf("missing --classes K")
+			}
+			g, err := sel.options()
+			if err != nil {
+				return err
+			}
+			opts.Graph = g
+			net, _, err := loadNet(args[0], args[1], false)
+			if err != nil {
+				return err
+			}
+			kit, err := transfer.Finetune(net, opts)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+				return err
+			}
+			dir := opts.Dir + string(os.PathSeparator)
+			if _, err := writePair(kit.TrainVal, dir+"train_val", false, args...); err != nil {
+				return err
+			}
+			if _, err := writePair(kit.Deploy, dir+"deploy", false, args...); err != nil {
+				return err
+			}
+			if err := (caffe.WriteOptions{Encoding: caffe.Binary}).WriteFile(kit.Deploy, dir+"weights.caffemodel"); err != nil {
+				return err
+			}
+			err = atomicfile.Write(dir+"solver.prototxt", func(w io.Writer) error { return caffe.WriteText(w, kit.Solver) })
+			if err != nil {
+				return err
+			}
+			for _, r := range kit.Reports {
+				fmt.Fprint(stdout, r)
+			}
+			fmt.Fprintf(stdout, "wrote %[1]strain_val.prototxt, %[1]sdeploy.prototxt, %[1]sweights.caffemodel, %[1]ssolver.prototxt (base_lr %g)\n", dir, kit.Solver.GetBaseLr())
+			fmt.Fprintf(stdout, "replace %s and %s in %strain_val.prototxt with your databases, then run:\n  caffe train --solver %ssolver.prototxt --weights %sweights.caffemodel\n",
+				transfer.TrainSourcePlaceholder, transfer.ValSourcePlaceholder, dir, dir, dir)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&opts.Dir, "output", "o", "", "output folder")
+	f.IntVar(&opts.Classes, "classes", 0, "number of new classes")
+	f.StringVar(&opts.Layer, "layer", "", "classifier layer to replace (default: the last InnerProduct)")
+	f.StringVar(&opts.FreezeThrough, "freeze-through", "", "freeze this layer and every layer it depends on (lr_mult 0)")
+	f.Float64Var(&opts.BaseLR, "base-lr", 0.01, "learning rate of the new classifier; the solver's base_lr is 10× smaller")
+	f.IntVar(&opts.BatchSize, "batch-size", 32, "batch size of the data layers")
+	f.IntVar(&opts.StepSize, "stepsize", 20000, "iterations between 10× learning-rate drops")
+	f.IntVar(&opts.MaxIter, "max-iter", 100000, "iterations to train")
+	sel.register(cmd)
+	return cmd
 }
