@@ -16,6 +16,7 @@ import (
 	"github.com/tlsurgery/tlsurgery/caffe"
 	"github.com/tlsurgery/tlsurgery/caffe/caffepb"
 	"github.com/tlsurgery/tlsurgery/convert/npy"
+	"github.com/tlsurgery/tlsurgery/convert/onnx"
 	"github.com/tlsurgery/tlsurgery/graph"
 	"github.com/tlsurgery/tlsurgery/internal/atomicfile"
 	"github.com/tlsurgery/tlsurgery/transfer"
@@ -85,6 +86,7 @@ different data.`,
 
 func newLinearCommand(stdout, stderr io.Writer) *cobra.Command {
 	var out, netPath, weightsPath, blob, name string
+	var withONNX bool
 	var opts transfer.LinearOptions
 	cmd := &cobra.Command{
 		Use:   "linear CODES.npy LABELS -o OUT [--net NET --weights WEIGHTS]",
@@ -158,6 +160,14 @@ Training is deterministic for a given --seed.`,
 			if err != nil {
 				return err
 			}
+			if withONNX {
+				text, _ := pairPaths(out)
+				path := strings.TrimSuffix(text, ".prototxt") + ".onnx"
+				if err := onnx.WriteFile(path, result, onnx.Options{}); err != nil {
+					return err
+				}
+				written = append(written, path)
+			}
 			fmt.Fprintf(stdout, "wrote %s (classifier %q reads %q; probabilities in %q)\n", strings.Join(written, ", "), name, blob, name+"_prob")
 			return nil
 		},
@@ -168,6 +178,7 @@ Training is deterministic for a given --seed.`,
 	f.StringVar(&weightsPath, "weights", "", "its weights (caffemodel)")
 	f.StringVar(&blob, "layer", "", "blob of the net that holds the codes (default: the net's only output)")
 	f.StringVar(&name, "name", "classifier", "name of the appended InnerProduct layer")
+	f.BoolVar(&withONNX, "onnx", false, "also write OUT.onnx (opset 13) of the net with the classifier")
 	f.Float64Var(&opts.L2, "l2", 1e-4, "L2 regularization strength (weight of ½‖W‖²)")
 	f.BoolVar(&opts.SVM, "svm", false, "train a linear SVM (one-vs-rest, squared hinge) instead of softmax regression")
 	f.Float64Var(&opts.Val, "val", 0.2, "fraction of samples held out for validation")
