@@ -40,7 +40,8 @@ func newExportCommand(stdout, stderr io.Writer) *cobra.Command {
 
   onnx         an ONNX model (graph and weights) for ONNX Runtime, OpenCV,
                TensorRT and other ONNX tools
-  safetensors  the weights only, one tensor per blob named LAYER/N
+  safetensors  the weights only, one tensor per blob named LAYER.weight,
+               LAYER.bias, LAYER.running_mean, LAYER.running_var or LAYER.N
   npz          the weights only, as a NumPy .npz archive of LAYER/N arrays
 
 NET is a .prototxt or a .caffemodel; WEIGHTS, when given, is a caffemodel
