@@ -31,7 +31,9 @@ declares. Arrays of any numeric dtype are read as float32.
 
 --blobs names the blobs to save; each means the blob's final value,
 after every layer that writes it in place (CaffeNet's fc7 is the
-post-ReLU value). By default the net's outputs are saved.`,
+post-ReLU value). By default the net's outputs are saved.
+
+Layer types the forward pass runs: ` + strings.Join(forward.SupportedTypes(), ", ") + `.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			inputs, err := readInputArrays(inputFlags)
