@@ -2,6 +2,7 @@ package forward
 
 import (
 	"fmt"
+	"math"
 	"runtime"
 	"slices"
 	"sort"
@@ -33,6 +34,11 @@ func (t *Tensor) Count() int { return len(t.Data) }
 type Options struct {
 	Graph   graph.Options
 	Workers int // goroutines for batch-parallel kernels; 0 means runtime.GOMAXPROCS(0)
+
+	// MaxActivationBytes bounds the float32 memory of all blob values a
+	// run allocates, checked by Compile from the inferred shapes before
+	// anything is allocated; 0 means 8 GiB.
+	MaxActivationBytes int64
 }
 
 // kernel computes a layer's tops from its bottoms.
@@ -111,6 +117,23 @@ func Compile(net *caffe.Net, opts Options) (*Net, error) {
 	g.Infer()
 	if err := g.Validate(); err != nil {
 		return nil, fmt.Errorf("forward: %w", err)
+	}
+	if opts.MaxActivationBytes <= 0 {
+		opts.MaxActivationBytes = 8 << 30
+	}
+	var total int64
+	for _, v := range g.Values {
+		n := int64(1)
+		for _, d := range v.Shape {
+			n *= int64(d)
+			if n > math.MaxInt32 {
+				return nil, fmt.Errorf("forward: blob %q of shape %v has more than 2^31-1 values, Caffe's limit", v.Blob, v.Shape)
+			}
+		}
+		total += 4 * n
+	}
+	if total > opts.MaxActivationBytes {
+		return nil, fmt.Errorf("forward: the blob values need %d MiB, more than the %d MiB allowed; use a smaller batch or input size", total>>20, opts.MaxActivationBytes>>20)
 	}
 	c := &compileContext{workers: opts.Workers}
 	n := &Net{net: net, opts: opts, g: g}
@@ -218,6 +241,19 @@ func (n *Net) Run(inputs map[string]*Tensor) (*Result, error) {
 		bottoms := make([]*Tensor, len(l.Bottoms))
 		for j, b := range l.Bottoms {
 			bottoms[j] = r.values[b]
+		}
+		if rk, ok := net.kernels[i].(resizingKernel); ok {
+			out, err := rk.forwardResize(bottoms)
+			if err == nil && len(out) != len(l.Tops) {
+				err = fmt.Errorf("the kernel returned %d tops for %d", len(out), len(l.Tops))
+			}
+			if err != nil {
+				return nil, fmt.Errorf("forward: layer %q (%s): %w", l.Name(), l.Type(), err)
+			}
+			for j, t := range l.Tops {
+				r.values[t] = out[j]
+			}
+			continue
 		}
 		tops := make([]*Tensor, len(l.Tops))
 		for j, t := range l.Tops {

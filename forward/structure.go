@@ -152,7 +152,7 @@ func init() {
 	registerKernel(func(l *graph.Layer, c *compileContext) (kernel, error) {
 		p := l.Param.GetConcatParam()
 		axis := int(p.GetAxis())
-		if p.ConcatDim != nil {
+		if p != nil && p.ConcatDim != nil {
 			axis = int(p.GetConcatDim())
 		}
 		return concatKernel{axisKernel{canonical(axis, len(l.Tops[0].Shape))}}, nil
@@ -160,7 +160,7 @@ func init() {
 	registerKernel(func(l *graph.Layer, c *compileContext) (kernel, error) {
 		p := l.Param.GetSliceParam()
 		axis := int(p.GetAxis())
-		if p.SliceDim != nil {
+		if p != nil && p.SliceDim != nil {
 			axis = int(p.GetSliceDim())
 		}
 		return sliceKernel{axisKernel{canonical(axis, len(l.Bottoms[0].Shape))}}, nil

@@ -1,8 +1,11 @@
 package graph
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
+
+	"github.com/tlsurgery/tlsurgery/caffe/caffepb"
 )
 
 // Layers whose tops have the shape of their first bottom. The costs count
@@ -95,7 +98,7 @@ func init() {
 		Blobs: func(c *Context) ([]ParamBlob, error) {
 			s := []int{1, channels(c.Bottoms[0]), 1, 1}
 			n := 2
-			p := c.Layer.GetBnParam()
+			p := cmp.Or(c.Layer.GetBnParam(), &caffepb.BNParameter{})
 			if p.SlopeFiller != nil || p.BiasFiller != nil || p.Momentum != nil || p.Eps != nil || p.Frozen != nil || c.Layer.GetBnParamPspnet() != nil {
 				n = 4
 			}

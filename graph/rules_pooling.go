@@ -16,6 +16,9 @@ type poolGeometry struct {
 
 func poolParams(c *Context) (*poolGeometry, error) {
 	p := c.Layer.GetPoolingParam()
+	if p == nil {
+		return nil, fmt.Errorf("missing pooling_param")
+	}
 	in := c.Bottoms[0]
 	if len(in) != 4 {
 		return nil, fmt.Errorf("pooling needs a 4-axis bottom, got %v", in)

@@ -12,6 +12,6 @@ go test -count=1 ./...
 
 # Each fuzz target runs briefly on top of its seed corpus.
 fuzztime=${FUZZTIME:-10s}
-for target in FuzzParseText FuzzDecodeBinary FuzzReadMean; do
-  go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" ./caffe/
+for target in ./caffe/:FuzzParseText ./caffe/:FuzzDecodeBinary ./caffe/:FuzzReadMean ./graph/:FuzzInfer; do
+  go test -run='^$' -fuzz="^${target#*:}\$" -fuzztime="$fuzztime" "${target%%:*}"
 done
