@@ -58,7 +58,7 @@ func (o ReadOptions) ReadFile(path string) (*Net, error) {
 	return o.read(f, size)
 }
 
-// Read reads a net from r. It tells text from binary by content, not by
+// Read reads a net from r. It detects text or binary by content, not by
 // name: binary protobuf starts with field tags and length bytes that are
 // not printable text. Old formats (V0, V1, net-level input fields) are
 // upgraded to the current one with a note per step. Fields and values the

@@ -182,7 +182,7 @@ func (d *textDecoder) scalar(fd protoreflect.FieldDescriptor, v textValue, layer
 			}
 			return protoreflect.ValueOfEnum(ev.Number()), nil
 		}
-		n, err := parseTextInt(v.raw, 32, true)
+		n, err := parseTextInt(v.raw, 32)
 		if v.kind != textNumber || err != nil {
 			return protoreflect.Value{}, bad("expected an enum value name, found")
 		}
@@ -211,13 +211,13 @@ func (d *textDecoder) scalar(fd protoreflect.FieldDescriptor, v textValue, layer
 	}
 	switch fd.Kind() {
 	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
-		n, err := parseTextInt(v.raw, 32, true)
+		n, err := parseTextInt(v.raw, 32)
 		if err != nil {
 			return protoreflect.Value{}, bad("invalid 32-bit integer")
 		}
 		return protoreflect.ValueOfInt32(int32(n)), nil
 	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
-		n, err := parseTextInt(v.raw, 64, true)
+		n, err := parseTextInt(v.raw, 64)
 		if err != nil {
 			return protoreflect.Value{}, bad("invalid 64-bit integer")
 		}
@@ -240,7 +240,7 @@ func (d *textDecoder) scalar(fd protoreflect.FieldDescriptor, v textValue, layer
 
 // parseTextInt accepts decimal, 0x hexadecimal and 0-prefixed octal, as
 // protobuf's text format does.
-func parseTextInt(s string, bits int, signed bool) (int64, error) {
+func parseTextInt(s string, bits int) (int64, error) {
 	neg := strings.HasPrefix(s, "-")
 	u, err := parseTextUint(strings.TrimPrefix(s, "-"), 64)
 	if err != nil {
@@ -294,7 +294,7 @@ func parseTextFloat(v textValue, bits int) (float64, error) {
 		return 0, strconv.ErrSyntax
 	}
 	if strings.HasPrefix(s, "0x") || strings.HasPrefix(s, "0X") || strings.HasPrefix(s, "-0x") {
-		n, err := parseTextInt(s, 64, true)
+		n, err := parseTextInt(s, 64)
 		return float64(n), err
 	}
 	if t := strings.TrimRight(s, "fF"); t != s && !strings.ContainsAny(t, "xX") {

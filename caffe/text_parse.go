@@ -8,7 +8,7 @@ import (
 )
 
 // The protobuf text format is parsed in two steps: this file turns the
-// bytes into a tree of fields (textMessage) that knows nothing of the
+// bytes into a tree of fields (textMessage) that is independent of the
 // schema but keeps every position; text_decode.go then fills generated
 // messages from the tree. Keeping the tree lets the reader see how
 // `layer` and `layers` entries interleave, keep fields the schema lacks,
