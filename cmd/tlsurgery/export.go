@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tlsurgery/tlsurgery/caffe"
 	"github.com/tlsurgery/tlsurgery/convert/npy"
 	"github.com/tlsurgery/tlsurgery/convert/onnx"
 	"github.com/tlsurgery/tlsurgery/convert/safetensors"
@@ -89,13 +90,15 @@ not change the model.`,
 					Opset: opset, DynamicBatch: dynamicBatch, Metadata: meta, ProducerVersion: producerVersion(),
 				})
 			case "safetensors", "npz":
+				bar := newPhaseBar(stderr)
+				defer bar.finish()
+				bar.step("reading weights")
 				net, notes, err := loadNet(args[0], weightsPath, false)
 				if err != nil {
 					return err
 				}
-				for _, n := range notes {
-					fmt.Fprintln(stderr, n.String())
-				}
+				bar.step("writing " + out)
+				defer printNotes(stderr, notes)
 				if !hasWeights(net) {
 					return fmt.Errorf("%s has no weights; give a caffemodel as NET or WEIGHTS", args[0])
 				}
@@ -159,13 +162,15 @@ func exportONNX(stdout, stderr io.Writer, netPath, weightsPath, out string, sel 
 		return err
 	}
 	opts.Graph = gopts
+	bar := newPhaseBar(stderr)
+	defer bar.finish()
+	bar.step("reading weights")
 	net, notes, err := loadNet(netPath, weightsPath, false)
 	if err != nil {
 		return err
 	}
-	for _, n := range notes {
-		fmt.Fprintln(stderr, n.String())
-	}
+	bar.step("converting to ONNX")
+	defer printNotes(stderr, notes)
 	model, report, err := onnx.Convert(net, opts)
 	var unsupported *onnx.UnsupportedError
 	if errors.As(err, &unsupported) {
@@ -174,9 +179,11 @@ func exportONNX(stdout, stderr io.Writer, netPath, weightsPath, out string, sel 
 	if err != nil {
 		return err
 	}
+	bar.step("writing " + out)
 	if err := onnx.WriteModel(out, model); err != nil {
 		return err
 	}
+	bar.finish()
 	nodes := 0
 	for _, l := range report.Layers {
 		nodes += len(l.Ops)
@@ -196,4 +203,11 @@ func producerVersion() string {
 		return info.Main.Version
 	}
 	return "(devel)"
+}
+
+// printNotes writes the reader's notes, one per line.
+func printNotes(w io.Writer, notes []caffe.Note) {
+	for _, n := range notes {
+		fmt.Fprintln(w, n.String())
+	}
 }
