@@ -1,6 +1,7 @@
 package caffe_test
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/tlsurgery/tlsurgery/caffe"
 	"github.com/tlsurgery/tlsurgery/caffe/caffepb"
+	"github.com/tlsurgery/tlsurgery/internal/corpus"
 )
 
 // Shape of the benchmark caffemodel: a chain of fully connected layers,
@@ -95,6 +97,27 @@ func BenchmarkReadStructure(b *testing.B) {
 		}
 		if got := len(net.Param.GetLayer()); got != benchLayers+1 {
 			b.Fatalf("read %d layers, want %d", got, benchLayers+1)
+		}
+	}
+}
+
+// BenchmarkParseTextResNet152 decodes ResNet-152's 98 KB deploy prototxt
+// from memory, the text parsing that `tlsurgery inspect` starts with. The
+// MB/s figure is text bytes per second.
+func BenchmarkParseTextResNet152(b *testing.B) {
+	text, err := os.ReadFile(corpus.Path(b, "prototxt", "resnet", "ResNet-152-deploy.prototxt"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(text)))
+	b.ReportAllocs()
+	for b.Loop() {
+		net, err := caffe.Read(bytes.NewReader(text))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(net.Param.GetLayer()) == 0 {
+			b.Fatal("parsed no layers")
 		}
 	}
 }

@@ -2,6 +2,8 @@ package forward
 
 import (
 	"fmt"
+	"runtime"
+	"sync"
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
@@ -198,9 +200,13 @@ func col2im(col []float32, c, h, w, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow int, 
 	}
 }
 
-// gemm computes c = op(a) · b with op(a) m×k, b k×n, all row-major,
-// through gonum's Sgemm.
+// gemm computes c = op(a) · op(b) with op(a) m×k, op(b) k×n, all
+// row-major, through gonum's Sgemm, or through gemv when a is one row.
 func gemm(transA, transB bool, m, n, k int, a, b, c []float32) {
+	if m == 1 {
+		gemv(transB, n, k, a, b, c)
+		return
+	}
 	ta, tb := blas.NoTrans, blas.NoTrans
 	lda, ldb := k, n
 	if transA {
@@ -213,6 +219,46 @@ func gemm(transA, transB bool, m, n, k int, a, b, c []float32) {
 		blas32.General{Rows: rowsOf(transA, m, k), Cols: colsOf(transA, m, k), Stride: lda, Data: a},
 		blas32.General{Rows: rowsOf(transB, k, n), Cols: colsOf(transB, k, n), Stride: ldb, Data: b},
 		0, blas32.General{Rows: m, Cols: n, Stride: n, Data: c})
+}
+
+// gemvMinWork is the number of multiply-adds that each goroutine of gemv
+// gets at least. It is an estimate of where the work outweighs starting
+// a goroutine, not a measured threshold.
+const gemvMinWork = 1 << 16
+
+// gemv computes the row c (1×n) = a (1×k) · op(b) as the matrix-vector
+// product op(b)ᵀ · a, split into column ranges on GOMAXPROCS goroutines.
+// An InnerProduct layer at batch 1 takes this path. There gonum's Sgemm
+// splits the one output row into 64-column blocks and sums 64-element dot
+// products per block. Sgemv instead runs one dot product over each whole
+// row of b (transB, b is n×k), or one axpy per row of b (b is k×n).
+func gemv(transB bool, n, k int, a, b, c []float32) {
+	workers := min(runtime.GOMAXPROCS(0), max(1, n*k/gemvMinWork), n)
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := n*w/workers, n*(w+1)/workers
+		part := func() {
+			if transB {
+				// Rows lo..hi of b (n×k) give outputs lo..hi.
+				blas32.Gemv(blas.NoTrans, 1,
+					blas32.General{Rows: hi - lo, Cols: k, Stride: k, Data: b[lo*k : hi*k]},
+					blas32.Vector{N: k, Inc: 1, Data: a[:k]},
+					0, blas32.Vector{N: hi - lo, Inc: 1, Data: c[lo:hi]})
+				return
+			}
+			// Columns lo..hi of b (k×n) give outputs lo..hi.
+			blas32.Gemv(blas.Trans, 1,
+				blas32.General{Rows: k, Cols: hi - lo, Stride: n, Data: b[lo : (k-1)*n+hi]},
+				blas32.Vector{N: k, Inc: 1, Data: a[:k]},
+				0, blas32.Vector{N: hi - lo, Inc: 1, Data: c[lo:hi]})
+		}
+		if workers == 1 {
+			part()
+			return
+		}
+		wg.Go(part)
+	}
+	wg.Wait()
 }
 
 func rowsOf(trans bool, r, c int) int {
