@@ -31,6 +31,7 @@ import (
 	"strings"
 
 	"github.com/tlsurgery/tlsurgery/internal/atomicfile"
+	"github.com/tlsurgery/tlsurgery/internal/floatbytes"
 )
 
 // Array is a float32 array in C (row-major) order.
@@ -79,15 +80,8 @@ func Write(w io.Writer, a *Array) error {
 	bw.Write([]byte{1, 0})
 	binary.Write(bw, binary.LittleEndian, uint16(len(header)))
 	bw.WriteString(header)
-	buf := make([]byte, 4*4096)
-	for off := 0; off < len(a.Data); off += 4096 {
-		chunk := a.Data[off:min(off+4096, len(a.Data))]
-		for i, v := range chunk {
-			binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(v))
-		}
-		if _, err := bw.Write(buf[:4*len(chunk)]); err != nil {
-			return err
-		}
+	if err := floatbytes.Write(bw, a.Data); err != nil {
+		return err
 	}
 	return bw.Flush()
 }

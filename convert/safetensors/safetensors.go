@@ -15,6 +15,7 @@ import (
 	"github.com/tlsurgery/tlsurgery/caffe"
 	"github.com/tlsurgery/tlsurgery/caffe/caffepb"
 	"github.com/tlsurgery/tlsurgery/internal/atomicfile"
+	"github.com/tlsurgery/tlsurgery/internal/floatbytes"
 )
 
 // MaxHeaderSize is the largest JSON header, in bytes, that Write produces.
@@ -258,6 +259,9 @@ func writeString(b *bytes.Buffer, s string) {
 // writeValues writes the values of t as little-endian float32, converting
 // at most len(buf)/4 values at a time.
 func writeValues(w io.Writer, buf []byte, t tensor) error {
+	if !t.scaled {
+		return floatbytes.Write(w, t.values)
+	}
 	for start := 0; start < len(t.values); start += len(buf) / 4 {
 		chunk := t.values[start:min(start+len(buf)/4, len(t.values))]
 		for i, v := range chunk {
