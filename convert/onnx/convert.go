@@ -3,7 +3,6 @@ package onnx
 import (
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"path/filepath"
 	"slices"
@@ -103,21 +102,30 @@ func WriteFile(path string, net *caffe.Net, opts Options) error {
 	return WriteModel(path, model)
 }
 
-// WriteModel writes a model that Convert returned to path atomically.
+// WriteModel writes a model, such as one that Convert returned, to path
+// atomically. The file has the bytes of
+// proto.MarshalOptions{Deterministic: true}.Marshal(model), but the
+// initializers' raw_data is written from the model's own slices rather
+// than from one buffer of the whole encoding, so writing takes little
+// memory beyond the model's. The model must not change during the call.
 func WriteModel(path string, model *onnxpb.ModelProto) error {
-	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(model)
+	enc, err := encodeModel(model)
 	if err != nil {
-		return fmt.Errorf("onnx: encoding the model: %w", err)
-	}
-	return atomicfile.Write(path, func(w io.Writer) error {
-		_, err := w.Write(data)
 		return err
-	})
+	}
+	return atomicfile.Write(path, enc.writeTo)
 }
 
 // Convert maps net, with the weights attached to its layers, to an ONNX
 // model. It fails when a shape cannot be inferred, a layer that needs
 // weights has none, or a layer has no exact ONNX form (*UnsupportedError).
+//
+// The model is complete: every initializer holds its values in raw_data.
+// On little-endian hosts the raw_data of float initializers shares memory
+// with the float32 values it was made from, which for weights are the
+// blobs of net, so converting copies no weights. Changing those blobs then
+// changes the model, and changing raw_data changes the blobs. Clone the
+// model with proto.Clone to separate the two.
 func Convert(net *caffe.Net, opts Options) (*onnxpb.ModelProto, *Report, error) {
 	if opts.Opset == 0 {
 		opts.Opset = DefaultOpset

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"unsafe"
 
 	"google.golang.org/protobuf/proto"
 
@@ -53,13 +54,35 @@ func (c *converter) unary(op, input, output string, attrs ...*onnxpb.AttributePr
 }
 
 // floatConst adds a float32 initializer "<layer>/<role>" and returns its
-// name. dims nil or empty makes a scalar.
+// name. dims nil or empty makes a scalar. On a little-endian host the
+// initializer's raw_data shares memory with values (see float32Bytes), so
+// values must not change afterwards.
 func (c *converter) floatConst(role string, dims []int, values []float32) string {
+	return c.initializer(role, dims, onnxpb.TensorProto_FLOAT, float32Bytes(values))
+}
+
+// hostLittleEndian is true when the host stores float32 values in the
+// little-endian byte order of ONNX's raw_data.
+var hostLittleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
+// float32Bytes returns values as raw_data bytes: IEEE 754 binary32,
+// little-endian. On a little-endian host the result is values' own
+// memory, not a copy, so no weights are duplicated. On a big-endian host
+// it is a converted copy. Empty values give an empty, non-nil slice, so
+// that raw_data is still present in the encoding.
+func float32Bytes(values []float32) []byte {
+	if len(values) == 0 {
+		return []byte{}
+	}
+	if hostLittleEndian {
+		return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(values))), 4*len(values))
+	}
+	// NOTE: this copy doubles the weights' memory on big-endian hosts.
 	raw := make([]byte, 4*len(values))
 	for i, v := range values {
 		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
 	}
-	return c.initializer(role, dims, onnxpb.TensorProto_FLOAT, raw)
+	return raw
 }
 
 // scalarConst adds a float32 scalar initializer.
