@@ -108,6 +108,13 @@ func Build(net *caffe.Net, opts Options) *Graph {
 		l := &Layer{Index: i, Param: lp}
 		for _, b := range lp.GetBottom() {
 			v := g.Final[b]
+			if v == nil && g.givenInput(b) {
+				// A blob whose shape the caller gives becomes a net input,
+				// so a net whose data layer belongs to the other phase (a
+				// caffemodel saved from a training net) can still be used.
+				v = g.newValue(b, nil)
+				g.Inputs = append(g.Inputs, v)
+			}
 			if v == nil {
 				later := ""
 				for _, p := range producers[b] {
@@ -200,6 +207,24 @@ func (g *Graph) findCycles(producers map[string][]int) {
 			visit(l)
 		}
 	}
+}
+
+// givenInput reports whether Options.Inputs gives the shape of blob, a
+// bottom no earlier layer produces: by name, or as the unnamed input size
+// when the net has no input of its own yet.
+func (g *Graph) givenInput(blob string) bool {
+	if _, ok := g.opts.Inputs[blob]; ok {
+		return true
+	}
+	if _, ok := g.opts.Inputs[""]; !ok || len(g.Inputs) > 0 {
+		return false
+	}
+	for _, l := range g.Layers {
+		if isInputType(l.Type()) {
+			return false
+		}
+	}
+	return true
 }
 
 func (g *Graph) newValue(blob string, producer *Layer) *Value {

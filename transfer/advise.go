@@ -82,10 +82,13 @@ func Advise(net *caffe.Net, opts AdviseOptions) (*Advice, error) {
 		a.Explanation = "With enough data, fine-tune the whole net; starting from the pretrained weights still helps. Give the pretrained layers a learning rate 10× smaller than the new head's."
 	}
 
-	netArg := opts.NetPath
-	if opts.WeightsPath != "" {
-		netArg += " " + opts.WeightsPath
+	// Every printed command needs weights; without them a placeholder
+	// shows where they go.
+	weights := opts.WeightsPath
+	if weights == "" {
+		weights = "WEIGHTS.caffemodel"
 	}
+	netArg := opts.NetPath + " " + weights
 	classes := "K"
 	if opts.Classes > 0 {
 		classes = fmt.Sprint(opts.Classes)

@@ -96,6 +96,10 @@ func Finetune(net *caffe.Net, opts FinetuneOptions) (*FinetuneKit, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Caffe runs the TEST net only when test_iter and test_interval are
+	// set: one pass over a validation batch every 1000 iterations.
+	kit.Solver.TestIter = []int32{int32(max(1, 1000/opts.BatchSize))}
+	kit.Solver.TestInterval = proto.Int32(1000)
 	return kit, nil
 }
 

@@ -46,6 +46,11 @@ whose blobs are matched to NET's layers by name, as for inspect.`,
 				return fmt.Errorf("invalid --format %q; use dot, svg or png", format)
 			}
 			rankDir = strings.ToUpper(rankDir)
+			for _, in := range args {
+				if output != "" && output != "-" && atomicfile.Same(output, in) {
+					return fmt.Errorf("refusing to overwrite the input %s; choose another -o", in)
+				}
+			}
 			dot := ""
 			if format != "dot" {
 				// Checked first, so a missing Graphviz fails before a

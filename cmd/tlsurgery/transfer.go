@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -114,6 +115,9 @@ Training is deterministic for a given --seed.`,
 				return fmt.Errorf("%s has %v codes, %s has %d labels", args[0], codes.Shape, args[1], len(labels))
 			}
 			d := len(codes.Data) / max(len(labels), 1)
+			if opts.Val == 0 {
+				opts.Val = -1 // an explicit --val 0 holds nothing out
+			}
 			if isTerminal(stderr) {
 				opts.Progress = func(iter int, loss float64) {
 					fmt.Fprintf(stderr, "\riteration %d: loss %.6f", iter, loss)
@@ -181,7 +185,7 @@ Training is deterministic for a given --seed.`,
 	f.BoolVar(&withONNX, "onnx", false, "also write OUT.onnx (opset 13) of the net with the classifier")
 	f.Float64Var(&opts.L2, "l2", 1e-4, "L2 regularization strength (weight of ½‖W‖²)")
 	f.BoolVar(&opts.SVM, "svm", false, "train a linear SVM (one-vs-rest, squared hinge) instead of softmax regression")
-	f.Float64Var(&opts.Val, "val", 0.2, "fraction of samples held out for validation")
+	f.Float64Var(&opts.Val, "val", 0.2, "fraction of samples held out for validation (0: none)")
 	f.Uint64Var(&opts.Seed, "seed", 1, "seed of the training/validation split")
 	f.IntVar(&opts.MaxIter, "max-iter", 500, "maximum L-BFGS iterations")
 	return cmd
@@ -263,7 +267,7 @@ fillers instead of loading the old weights. Then run:
 			if err != nil {
 				return err
 			}
-			if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+			if err := os.MkdirAll(filepath.Join(opts.Dir, "snapshots"), 0o755); err != nil {
 				return err
 			}
 			dir := opts.Dir + string(os.PathSeparator)

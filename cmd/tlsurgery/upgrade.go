@@ -17,8 +17,9 @@ func newUpgradeCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command
 		Short: "Rewrite a net or caffemodel of any format generation in the current format",
 		Long: `upgrade reads IN (V0, V1 or current; text or binary; "-" for standard
 input) and writes it in the current format to OUT ("-" for standard
-output). The encoding follows OUT's extension (.prototxt is text, anything
-else binary) unless --format says otherwise. Each upgrade step is listed
+output). The encoding follows OUT's extension (.prototxt, .pbtxt, .txt
+and .pt are text, anything else binary) unless --format says otherwise;
+a text net holds no weights. Each upgrade step is listed
 on standard error. OUT is written atomically and never replaces IN unless
 --force is given.`,
 		Args: cobra.ExactArgs(1),
@@ -48,6 +49,13 @@ on standard error. OUT is written atomically and never replaces IN unless
 			}
 			for _, n := range net.Notes {
 				fmt.Fprintln(stderr, n.String())
+			}
+			enc := opts.Encoding
+			if enc == 0 && out != "-" {
+				enc = caffe.EncodingForPath(out)
+			}
+			if (enc == caffe.Text || enc == 0 && out == "-") && hasWeights(net) {
+				fmt.Fprintln(stderr, "warning: a text net holds no weights; write a .caffemodel as well to keep them")
 			}
 			if out == "-" {
 				if opts.Encoding == 0 {

@@ -3,7 +3,7 @@
 // per line beside them:
 //
 //	go run ./examples/transfer digits DIGITS.csv.gz OUT
-//	go run ./examples/transfer idx IMAGES.idx.gz LABELS.idx.gz OUT [--limit N]
+//	go run ./examples/transfer idx [--limit N] IMAGES.idx.gz LABELS.idx.gz OUT
 //
 // digits: the 8×8 handwritten digits scikit-learn ships (64 pixels 0–16
 // and the label per row), laid out like MNIST: scaled to 0–255, resized
@@ -37,7 +37,7 @@ func run(args []string) error {
 	limit := fs.Int("limit", 0, "read only the first N images of an IDX file (0: all)")
 	scale := fs.Float64("scale", 1.0/256, "factor applied to the 0–255 pixel values")
 	if len(args) == 0 {
-		return fmt.Errorf("usage: transfer digits CSV OUT | transfer idx IMAGES LABELS OUT [--limit N]")
+		return fmt.Errorf("usage: transfer digits CSV OUT | transfer idx [--limit N] IMAGES LABELS OUT (flags before the file names)")
 	}
 	mode := args[0]
 	if err := fs.Parse(args[1:]); err != nil {
@@ -56,7 +56,7 @@ func run(args []string) error {
 		im, err = transfer.ReadIDX(rest[0], rest[1], *limit, float32(*scale))
 		out = rest[2]
 	default:
-		return fmt.Errorf("usage: transfer digits CSV OUT | transfer idx IMAGES LABELS OUT [--limit N]")
+		return fmt.Errorf("usage: transfer digits CSV OUT | transfer idx [--limit N] IMAGES LABELS OUT (flags before the file names)")
 	}
 	if err != nil {
 		return err
