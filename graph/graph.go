@@ -54,7 +54,7 @@ type Layer struct {
 	OtherOps   int64       // operations of other layers (comparisons, additions, exponentials)
 	Activation int64       // elements of the tops that do not work in place
 	Problem    string      // a shape or parameter that is wrong, or ""
-	Unknown    string      // why the top shapes are unknown, or ""
+	Unknown    string      // reason the top shapes are unknown, or ""
 }
 
 // Name and Type return the layer's name and type.

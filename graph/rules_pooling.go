@@ -75,11 +75,11 @@ func poolParams(c *Context) (*poolGeometry, error) {
 	return g, nil
 }
 
-// pooledSize is Caffe's output size: (in + 2·pad − kernel) / stride + 1,
+// PooledSize is Caffe's pooling output size on one axis: (in + 2·pad − kernel) / stride + 1,
 // rounded up by default (down with round_mode FLOOR), then, when there is
 // padding, one less if the last window would start in the padding
 // ((out − 1)·stride ≥ in + pad).
-func pooledSize(in, k, s, pad int, ceil, padded bool) int {
+func PooledSize(in, k, s, pad int, ceil, padded bool) int {
 	var out int
 	if ceil {
 		out = int(math.Ceil(float64(in+2*pad-k)/float64(s))) + 1
@@ -104,8 +104,8 @@ func init() {
 			}
 			in := c.Bottoms[0]
 			padded := g.pad[0] != 0 || g.pad[1] != 0
-			h := pooledSize(in[2], g.kernel[0], g.stride[0], g.pad[0], g.ceil, padded)
-			w := pooledSize(in[3], g.kernel[1], g.stride[1], g.pad[1], g.ceil, padded)
+			h := PooledSize(in[2], g.kernel[0], g.stride[0], g.pad[0], g.ceil, padded)
+			w := PooledSize(in[3], g.kernel[1], g.stride[1], g.pad[1], g.ceil, padded)
 			if g.global {
 				h, w = 1, 1
 			}

@@ -10,7 +10,7 @@ import (
 	"github.com/tlsurgery/tlsurgery/caffe/caffepb"
 )
 
-// Context is what a rule sees of one layer: its parameters, the shapes of
+// Context is the input of a rule for one layer: its parameters, the shapes of
 // its bottoms (all known when a rule is called) and the blobs it stores in
 // the weights, if any.
 type Context struct {

@@ -26,7 +26,7 @@ type Advice struct {
 	Features    string   `json:"features"`     // blob whose final value gives the codes for a linear classifier
 	Freeze      string   `json:"freeze"`       // layer through which fine-tuning freezes the weights, or ""
 	Commands    []string `json:"commands"`     // tlsurgery commands to run, with placeholders in capitals
-	Reason      string   `json:"layer_choice"` // why these layers
+	Reason      string   `json:"layer_choice"` // reason for the layer choice
 }
 
 // smallData is the size below which a data set counts as small: fewer

@@ -59,23 +59,6 @@ func readPoolWindow(l *graph.Layer) (*poolWindow, error) {
 	return w, nil
 }
 
-// caffePooledSize is Caffe's output size: (in + 2·pad − kernel) / stride
-// + 1 rounded up (down with round_mode FLOOR), then one less when the
-// layer has any padding and the last window would start in the padding
-// ((out − 1)·stride ≥ in + pad), so that every window reads input.
-func caffePooledSize(in, k, s, pad int, ceil, padded bool) int {
-	var out int
-	if ceil {
-		out = int(math.Ceil(float64(in+2*pad-k)/float64(s))) + 1
-	} else {
-		out = (in+2*pad-k)/s + 1
-	}
-	if padded && (out-1)*s >= in+pad {
-		out--
-	}
-	return out
-}
-
 // poolPlan is the ONNX form of a pooling window: end pads and ceil_mode.
 type poolPlan struct {
 	out      [2]int // Caffe's output size per axis
@@ -99,7 +82,7 @@ func planPool(in [2]int, w *poolWindow, ceilMode bool) (poolPlan, error) {
 	allCeil, anyDiffer := true, false
 	for i := range 2 {
 		k, s, pad := w.kernel[i], w.stride[i], w.pad[i]
-		out := caffePooledSize(in[i], k, s, pad, w.ceil, padded)
+		out := graph.PooledSize(in[i], k, s, pad, w.ceil, padded)
 		if out < 1 {
 			return plan, fmt.Errorf("kernel %d is larger than the padded input %d", k, in[i]+2*pad)
 		}

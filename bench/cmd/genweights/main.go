@@ -21,6 +21,7 @@ import (
 
 	"github.com/tlsurgery/tlsurgery/caffe"
 	"github.com/tlsurgery/tlsurgery/caffe/caffepb"
+	"github.com/tlsurgery/tlsurgery/graph"
 )
 
 func main() {
@@ -230,31 +231,13 @@ func pooling(p *caffepb.PoolingParameter, in featureShape) (featureShape, error)
 	out := featureShape{
 		n: in.n,
 		c: in.c,
-		h: pooledSize(in.h, kh, padH, strideH, floor, padded),
-		w: pooledSize(in.w, kw, padW, strideW, floor, padded),
+		h: graph.PooledSize(in.h, kh, strideH, padH, !floor, padded),
+		w: graph.PooledSize(in.w, kw, strideW, padW, !floor, padded),
 	}
 	if out.h <= 0 || out.w <= 0 {
 		return in, fmt.Errorf("pooling of input %v has output %v; the kernel is larger than the padded input", in, out)
 	}
 	return out, nil
-}
-
-// pooledSize returns the output size of one pooled axis. Caffe rounds
-// up unless round_mode is FLOOR. When either axis is padded, it then drops
-// a last window that would start in the padding after the input, so that
-// every window overlaps the input.
-func pooledSize(in, kernel, pad, stride int, floor, padded bool) int {
-	span := float64(in + 2*pad - kernel)
-	var out int
-	if floor {
-		out = int(math.Floor(span/float64(stride))) + 1
-	} else {
-		out = int(math.Ceil(span/float64(stride))) + 1
-	}
-	if padded && (out-1)*stride >= in+pad {
-		out--
-	}
-	return out
 }
 
 // innerProduct returns the weight and bias shapes of an InnerProduct
